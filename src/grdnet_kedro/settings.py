@@ -1,0 +1,18 @@
+"""Kedro project settings."""
+
+from kedro.config import OmegaConfigLoader
+
+from grdnet_kedro.hooks import ParameterValidationHook, TrackingHook
+
+HOOKS = (ParameterValidationHook(), TrackingHook())
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    # Profiles and local overrides only list the keys they change.
+    "merge_strategy": {"parameters": "soft"},
+    "config_patterns": {
+        "mlflow": ["mlflow*", "mlflow*/**"],
+    },
+}
