@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from kedro.config import MissingConfigException
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
@@ -54,6 +55,10 @@ class ParameterValidationHook:
         """Validate parameters and publish the active environment for pipeline registration."""
         os.environ[ACTIVE_ENV_VARIABLE] = context.env or "local"
         self.parameters = validate_parameters(context.params)
+        threads = self.parameters.runtime.num_threads
+        if threads > 0:
+            torch.set_num_threads(threads)
+        logger.info("torch uses %d CPU thread(s)", torch.get_num_threads())
         logger.info(
             "Parameters of env '%s' are valid (profile '%s')",
             context.env or "local",

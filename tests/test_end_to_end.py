@@ -1,0 +1,164 @@
+"""End-to-end `kedro run` of the whole DAG on the tiny generated dataset."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from helpers.project import TINY_PARAMETERS, make_project, run_kedro
+from helpers.tiny_dataset import make_tiny_mvtec
+
+CATEGORIES = ("gadget", "widget")
+
+
+@pytest.fixture(scope="module")
+def finished_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project on which the whole benchmark DAG has run once (full GRD-Net profile)."""
+    base = tmp_path_factory.mktemp("e2e")
+    dataset = make_tiny_mvtec(base / "dataset", categories=CATEGORIES, n_train=12)
+    project = make_project(base / "project", dataset)
+    run_kedro(project, "run")
+    return project
+
+
+def test_default_run_writes_every_output(finished_project: Path) -> None:
+    for category in CATEGORIES:
+        reporting = finished_project / "data" / "08_reporting" / category
+        for name in (
+            "metrics.json",
+            "training_history.csv",
+            "roc_curve.png",
+            "pr_curve.png",
+            "score_histogram.png",
+            "loss_curves.png",
+            "heatmaps.png",
+            "perturbation_preview.png",
+            "train_preview.png",
+        ):
+            assert (reporting / name).is_file(), f"{category}/{name} missing"
+        assert (finished_project / "data" / "06_models" / category / "model.pt").is_file()
+        assert (finished_project / "data" / "06_models" / category / "threshold.json").is_file()
+    assert (finished_project / "data" / "08_reporting" / "benchmark.csv").is_file()
+
+
+def test_default_run_metrics_schema(finished_project: Path) -> None:
+    metrics = json.loads(
+        (finished_project / "data" / "08_reporting" / "widget" / "metrics.json").read_text()
+    )
+    assert metrics["category"] == "widget"
+    assert metrics["profile"] == "tiny_test"
+    assert metrics["score_method"] == "segmentation"
+    assert metrics["threshold_source"] == "validation"
+    assert metrics["counts"] == {
+        "test_good": 3,
+        "test_anomalous": 3,
+        "anomalous_without_mask": 0,
+        "patches_per_image": 4,
+    }
+    assert 0.0 <= metrics["image"]["auroc"] <= 1.0
+    assert metrics["pixel"]["pixel_auroc"] is not None
+    assert metrics["image"]["tp"] + metrics["image"]["fn"] == 3
+
+
+def test_default_run_history_has_fixed_columns(finished_project: Path) -> None:
+    history = pd.read_csv(
+        finished_project / "data" / "08_reporting" / "widget" / "training_history.csv"
+    )
+    assert list(history["epoch"]) == [1, 2]
+    assert {"loss_total", "loss_segmentation", "validation_auroc", "patches_per_second"} <= set(
+        history.columns
+    )
+    assert history["loss_total"].notna().all()
+
+
+def test_benchmark_table_has_mean_row(finished_project: Path) -> None:
+    table = pd.read_csv(finished_project / "data" / "08_reporting" / "benchmark.csv")
+    assert list(table["category"]) == [*CATEGORIES, "mean"]
+    expected_mean = table["image_auroc"].iloc[:2].mean()
+    assert table["image_auroc"].iloc[2] == pytest.approx(expected_mean)
+    markdown = (finished_project / "data" / "08_reporting" / "benchmark.md").read_text()
+    assert "| mean |" in markdown
+
+
+def test_mlflow_run_read_back(finished_project: Path) -> None:
+    client = MlflowClient(f"sqlite:///{finished_project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("grdnet-kedro")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["kedro.env"] == "tiny"
+    assert run.data.tags["profile"] == "tiny_test"
+    assert run.data.tags["categories"] == "gadget,widget"
+    assert "git_commit" in run.data.tags
+    assert run.data.params["model.base_features"] == "4"
+    assert "widget.image_auroc" in run.data.metrics
+    assert "gadget.pixel_aupro" in run.data.metrics
+    history = client.get_metric_history(run.info.run_id, "widget.loss_total")
+    assert sorted(metric.step for metric in history) == [1, 2]
+    artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "widget")}
+    assert {"widget/metrics.json", "widget/model.pt", "widget/roc_curve.png"} <= artifacts
+
+
+def test_rerun_one_node_uses_persisted_inputs(finished_project: Path) -> None:
+    metrics_path = finished_project / "data" / "08_reporting" / "widget" / "metrics.json"
+    model_path = finished_project / "data" / "06_models" / "widget" / "model.pt"
+    before = json.loads(metrics_path.read_text())
+    model_mtime = model_path.stat().st_mtime_ns
+    metrics_path.unlink()
+
+    result = run_kedro(
+        finished_project, "run", "--namespaces=widget", "--nodes=widget.evaluate_predictions"
+    )
+
+    assert "train_model" not in result.stdout + result.stderr
+    assert model_path.stat().st_mtime_ns == model_mtime
+    assert json.loads(metrics_path.read_text()) == before
+
+
+def test_sn_profile_runs_end_to_end(tmp_path: Path) -> None:
+    dataset = make_tiny_mvtec(tmp_path / "dataset", categories=("widget",), n_train=8)
+    parameters = copy.deepcopy(TINY_PARAMETERS)
+    parameters["profile"] = "tiny_sn"
+    parameters["model"].update(
+        {"use_segmentator": False, "bottleneck": "dense", "patch_size": 32, "patch_stride": 32}
+    )
+    parameters["loss"] = {"noise_weight": 3.0, "contextual_base": "huber"}
+    parameters["inference"] = {"score": "ssim", "image_score": "patch_max"}
+    project = make_project(tmp_path / "project", dataset, parameters)
+
+    run_kedro(project, "run")
+
+    metrics = json.loads(
+        (project / "data" / "08_reporting" / "widget" / "metrics.json").read_text()
+    )
+    assert metrics["score_method"] == "ssim"
+    assert metrics["counts"]["patches_per_image"] == 1
+    history = pd.read_csv(project / "data" / "08_reporting" / "widget" / "training_history.csv")
+    assert (history["loss_segmentation"] == 0).all()
+    assert (history["loss_noise"] > 0).all()
+
+
+def test_unwritable_mlflow_store_keeps_outputs(finished_project: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the store's folder should be")
+    heatmaps = finished_project / "data" / "08_reporting" / "widget" / "heatmaps.png"
+    heatmaps.unlink()
+
+    result = run_kedro(
+        finished_project,
+        "run",
+        "--pipelines=report",
+        extra_env={"MLFLOW_TRACKING_URI": f"sqlite:///{blocked}/mlflow.db"},
+    )
+
+    output = result.stdout + result.stderr
+    assert heatmaps.is_file()
+    assert output.count("tracking is off for the rest of this run") == 1
+    assert str(blocked) in output
