@@ -105,7 +105,7 @@ def test_patch_not_divisible_by_eight_for_unet() -> None:
 
 
 def test_patch_larger_than_image() -> None:
-    with pytest.raises(ParameterError, match="larger than data.image_size"):
+    with pytest.raises(ParameterError, match=r"larger than data\.image_size"):
         validate_parameters({"data": {"image_size": 64}})
 
 
@@ -127,7 +127,7 @@ def test_segmentation_score_without_segmentator_rejected() -> None:
 
 
 def test_mvtec_source_needs_root() -> None:
-    with pytest.raises(ParameterError, match="data.root is required"):
+    with pytest.raises(ParameterError, match=r"data\.root is required"):
         parse_group(DataParams, {"source": "mvtec"}, "data")
 
 
