@@ -162,3 +162,50 @@ def test_unwritable_mlflow_store_keeps_outputs(finished_project: Path, tmp_path:
     assert heatmaps.is_file()
     assert output.count("tracking is off for the rest of this run") == 1
     assert str(blocked) in output
+
+
+# Tiny sizes for the paper profiles, given on the command line as a user would on a CPU.
+PAPER_PROFILE_OVERRIDES = ",".join(
+    [
+        "data.source=mvtec",
+        "data.root=raw",
+        "data.image_size=32",
+        "data.validation_fraction=0.25",
+        "model.base_features=4",
+        "model.latent_dim=8",
+        "training.epochs=1",
+        "training.batch_size=4",
+        "runtime.progress=false",
+        "runtime.num_threads=1",
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "sizes", "score_method"),
+    [
+        (
+            "grdnet_2023",
+            "model.patch_size=16,model.patch_stride=16,model.segmentator_base_features=4,"
+            "inference.smoothing_kernel=3",
+            "segmentation",
+        ),
+        ("deepindustrial_sn_2026", "model.patch_size=32,model.patch_stride=32", "ssim"),
+    ],
+)
+def test_paper_profile_runs_at_tiny_size(
+    tmp_path: Path, env: str, sizes: str, score_method: str
+) -> None:
+    dataset = make_tiny_mvtec(tmp_path / "dataset", categories=("widget",), n_train=8)
+    project = make_project(tmp_path / "project", dataset)
+
+    run_kedro(
+        project, "run", f"--env={env}", f"--params={PAPER_PROFILE_OVERRIDES},{sizes}", env=env
+    )
+
+    metrics = json.loads(
+        (project / "data" / "08_reporting" / "widget" / "metrics.json").read_text()
+    )
+    assert metrics["profile"] == env
+    assert metrics["score_method"] == score_method
+    assert (project / "data" / "08_reporting" / "benchmark.csv").is_file()

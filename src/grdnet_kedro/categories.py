@@ -1,6 +1,8 @@
-"""The category list, known when pipelines are registered (before Kedro loads parameters).
+"""The category list, known when pipelines are registered.
 
-One namespace per category is built from ``data`` parameters of the active environment:
+One namespace per category is built from the ``data`` parameters of the run (``--params``
+included) or, when pipelines are listed outside a run (``kedro viz``, ``kedro registry``),
+of the environment named by ``KEDRO_ENV``:
 ``data.categories`` when it is a list, else the two ELPV cell types, else the category
 folders found under ``data.root`` (a folder with ``train/`` and ``test/``).
 """
@@ -17,16 +19,26 @@ from grdnet_kedro.config import DataParams, parse_group
 from grdnet_kedro.data.elpv import ELPV_CATEGORIES
 from grdnet_kedro.data.mvtec import discover_categories
 
-ACTIVE_ENV_VARIABLE = "GRDNET_ACTIVE_ENV"
+# Set by the parameter-validation hook once the run's context exists, so that runtime
+# ``--params`` overrides of the ``data`` group shape the pipelines too.
+_run_data_params: DataParams | None = None
+
+
+def set_run_data_params(data: DataParams | None) -> None:
+    """Record the validated ``data`` group of the current run (``None`` forgets it)."""
+    global _run_data_params
+    _run_data_params = data
 
 
 def active_env() -> str:
-    """Return the Kedro environment of the current run (``local`` when none is given)."""
-    return os.environ.get(ACTIVE_ENV_VARIABLE) or os.environ.get("KEDRO_ENV") or "local"
+    """Return the Kedro environment named by ``KEDRO_ENV``, else ``local``."""
+    return os.environ.get("KEDRO_ENV") or "local"
 
 
 def load_data_params(project_path: Path, env: str | None = None) -> DataParams:
-    """Read and validate the ``data`` parameter group of an environment."""
+    """Return the ``data`` group of the current run, else read it from an environment."""
+    if _run_data_params is not None and env is None:
+        return _run_data_params
     with warnings.catch_warnings():
         # A second loader re-registers Kedro's OmegaConf resolvers, which only warns.
         warnings.filterwarnings("ignore", message=".*register_new_resolver.*")

@@ -16,7 +16,7 @@ from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
-from grdnet_kedro.categories import ACTIVE_ENV_VARIABLE
+from grdnet_kedro.categories import set_run_data_params
 from grdnet_kedro.config import PROJECT_GROUPS, Parameters, validate_parameters
 from grdnet_kedro.tracking import RunTracker, flatten_parameters, git_commit, resolve_tracking_uri
 
@@ -52,9 +52,11 @@ class ParameterValidationHook:
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
-        """Validate parameters and publish the active environment for pipeline registration."""
-        os.environ[ACTIVE_ENV_VARIABLE] = context.env or "local"
-        self.parameters = validate_parameters(context.params)
+        """Validate parameters and hand the ``data`` group to pipeline registration."""
+        # The raw parameters (runtime --params included) are read from the config loader:
+        # `context.params` would register the pipelines before the data group is known.
+        self.parameters = validate_parameters(context.config_loader["parameters"])
+        set_run_data_params(self.parameters.data)
         threads = self.parameters.runtime.num_threads
         if threads > 0:
             torch.set_num_threads(threads)

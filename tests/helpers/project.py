@@ -39,10 +39,11 @@ TINY_PARAMETERS: dict[str, Any] = {
 
 
 def make_project(root: Path, dataset_root: Path, parameters: dict[str, Any] | None = None) -> Path:
-    """Copy pyproject.toml and conf/base into ``root`` and add an env ``tiny``."""
+    """Copy pyproject.toml and the shipped envs into ``root`` and add an env ``tiny``."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPOSITORY / "pyproject.toml", root / "pyproject.toml")
-    shutil.copytree(REPOSITORY / "conf" / "base", root / "conf" / "base")
+    for env in ("base", "grdnet_2023", "deepindustrial_sn_2026"):
+        shutil.copytree(REPOSITORY / "conf" / env, root / "conf" / env)
     (root / "conf" / "tiny").mkdir(parents=True)
     (root / "src").mkdir()
     link = root / "raw"
