@@ -50,9 +50,9 @@ class CSVDataset(_LocalFileDataset):
     """A pandas table stored as CSV (no index column)."""
 
     def load(self) -> pd.DataFrame:
-        """Read the table; empty strings stay empty strings, not NaN."""
+        """Read the table; empty cells become NaN, as pandas reads them."""
         self._require_file()
-        return pd.read_csv(self.filepath, keep_default_na=False, na_values=[""], **self.load_args)
+        return pd.read_csv(self.filepath, **self.load_args)
 
     def save(self, data: pd.DataFrame) -> None:
         """Write the table atomically."""

@@ -18,6 +18,8 @@ from kedro.pipeline.node import Node
 
 from grdnet_kedro.categories import set_run_data_params
 from grdnet_kedro.config import PROJECT_GROUPS, Parameters, validate_parameters
+from grdnet_kedro.factory import perturbation_config_from
+from grdnet_kedro.perturbation import Perturber
 from grdnet_kedro.tracking import RunTracker, flatten_parameters, git_commit, resolve_tracking_uri
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,9 @@ class ParameterValidationHook:
         # `context.params` would register the pipelines before the data group is known.
         self.parameters = validate_parameters(context.config_loader["parameters"])
         set_run_data_params(self.parameters.data)
+        if self.parameters.perturbation.source_weights.get("texture", 0) > 0:
+            # Checks the texture folder now (missing or without images), not after ingestion.
+            Perturber(perturbation_config_from(self.parameters.perturbation))
         threads = self.parameters.runtime.num_threads
         if threads > 0:
             torch.set_num_threads(threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,9 +11,10 @@ import pandas as pd
 import torch
 
 from grdnet_kedro.config import validate_parameters
+from grdnet_kedro.data.images import load_mask
 from grdnet_kedro.data.splits import subset_rows
 from grdnet_kedro.evaluation.metrics import pixel_metrics, ranking_metrics, threshold_metrics
-from grdnet_kedro.evaluation.patches import patch_labels
+from grdnet_kedro.evaluation.patches import patch_labels, resize_map
 from grdnet_kedro.evaluation.scoring import image_decisions
 from grdnet_kedro.factory import load_trained_networks, scoring_settings_from
 from grdnet_kedro.inference import masks_to_tensor, score_images
@@ -50,6 +52,9 @@ def score_test(
             "defect_type": test["defect_type"].to_numpy(),
             "label": test["label"].to_numpy().astype(int),
             "has_mask": has_mask,
+            "mask_path": test["mask_path"].fillna("").astype(str).to_numpy(),
+            "width": test["width"].to_numpy().astype(int),
+            "height": test["height"].to_numpy().astype(int),
             "cache_row": rows,
             "image_score": result.image_scores,
         }
@@ -104,7 +109,7 @@ def evaluate_predictions(
         value,
         params.inference.run_acceptance_ratio,
     )
-    predictions = test_scores.drop(columns=["cache_row"]).assign(
+    predictions = test_scores.drop(columns=["cache_row", "mask_path"]).assign(
         decision=decision.numpy().astype(int),
         anomalous_patch_share=share.numpy(),
         threshold=value,
@@ -137,9 +142,9 @@ def evaluate_predictions(
             anomalous_without_mask,
         )
     if anomalous_with_mask:
-        rows = test_scores["cache_row"].to_numpy()[with_mask]
-        masks = list(image_cache["masks"][rows])
-        maps = list(test_maps["maps"][with_mask])
+        masks, maps = original_size_masks_and_maps(
+            test_scores[with_mask], test_maps["maps"][with_mask]
+        )
         pixel = pixel_metrics(masks, maps, fpr_limit=params.report.aupro_fpr_limit)
     else:
         pixel = {"pixel_auroc": None, "pixel_ap": None, "aupro": None}
@@ -176,6 +181,30 @@ def evaluate_predictions(
         value,
     )
     return predictions, patch_predictions, metrics
+
+
+def original_size_masks_and_maps(
+    images: pd.DataFrame, maps: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Return ground-truth masks and anomaly maps at each image's original size.
+
+    Masks are decoded again from their files (nearest, binarised, resized to the image when
+    their size differs); good images without a mask file get an all-zero mask. Maps are
+    resized bilinearly from the cache size, so pixel metrics are measured where the
+    ground truth was drawn.
+    """
+    masks, resized = [], []
+    for (_, row), anomaly_map in zip(images.iterrows(), maps, strict=True):
+        height, width = int(row["height"]), int(row["width"])
+        mask_path = row["mask_path"]
+        if isinstance(mask_path, str) and mask_path:
+            mask = load_mask(Path(mask_path), (width, height))
+        else:
+            mask = np.zeros((height, width), dtype=np.uint8)
+        masks.append(mask)
+        tensor = torch.from_numpy(np.ascontiguousarray(anomaly_map))[None, None]
+        resized.append(resize_map(tensor, (height, width))[0, 0].numpy())
+    return masks, resized
 
 
 def _format(value: float | None) -> str:
