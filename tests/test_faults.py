@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+
 from helpers.project import KEDRO, TINY_PARAMETERS, make_project, run_kedro
 from helpers.tiny_dataset import make_tiny_mvtec
 
@@ -68,7 +69,7 @@ def test_killed_training_resumes(tiny_project: Path) -> None:
         "KEDRO_DISABLE_TELEMETRY": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(
         [str(KEDRO), "run"],
         cwd=tiny_project,
         env=environment,
