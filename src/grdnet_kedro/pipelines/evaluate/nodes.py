@@ -128,7 +128,7 @@ def evaluate_predictions(
         **ranking_metrics(
             known["label"].to_numpy(), known["patch_score"].to_numpy(), level="patch"
         ),
-        **threshold_metrics(known["label"].to_numpy(), known["decision"].to_numpy()),
+        **threshold_metrics(known["label"].to_numpy(), known["decision"].to_numpy(), level="patch"),
     }
 
     with_mask = predictions["has_mask"].to_numpy().astype(bool)
