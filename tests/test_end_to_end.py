@@ -6,9 +6,11 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from PIL import Image
 
 from helpers.project import TINY_PARAMETERS, make_project, run_kedro
 from helpers.tiny_dataset import make_tiny_mvtec
@@ -209,3 +211,68 @@ def test_paper_profile_runs_at_tiny_size(
     assert metrics["profile"] == env
     assert metrics["score_method"] == score_method
     assert (project / "data" / "08_reporting" / "benchmark.csv").is_file()
+
+
+def _write_new_images(folder: Path) -> list[Path]:
+    """Write three gray PNGs of other sizes: one in a sub-folder, one with an upper-case suffix."""
+    rng = np.random.default_rng(7)
+    paths = [folder / "first.png", folder / "nested" / "second.png", folder / "THIRD.PNG"]
+    for index, path in enumerate(paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(60, 200, size=(36 + 4 * index, 40), dtype=np.uint8)
+        pixels[10:18, 12:20] = 255 * (index % 2)
+        Image.fromarray(pixels).save(path)
+    return paths
+
+
+def test_export_then_infer_with_both_runtimes(finished_project: Path, tmp_path: Path) -> None:
+    models = finished_project / "data" / "06_models"
+    output = finished_project / "data" / "07_model_output" / "widget" / "infer"
+    images = tmp_path / "new images"
+    written = _write_new_images(images)
+
+    # Run before the export: the lazy ONNX input must not fail a run that never reads it.
+    unset = run_kedro(
+        finished_project, "run", "--pipelines=infer", "--namespaces=widget", check=False
+    )
+    run_kedro(finished_project, "run", "--pipelines=export", "--namespaces=widget")
+    runs = {}
+    logs = {}
+    for runtime in ("torch", "onnx"):
+        result = run_kedro(
+            finished_project,
+            "run",
+            "--pipelines=infer",
+            "--namespaces=widget",
+            f"--params=infer.input_dir={images},infer.runtime={runtime}",
+        )
+        logs[runtime] = result.stdout + result.stderr
+        runs[runtime] = (
+            pd.read_csv(output / "predictions.csv"),
+            pd.read_csv(output / "patch_predictions.csv"),
+        )
+
+    assert unset.returncode != 0
+    assert "infer.input_dir is not set" in unset.stdout + unset.stderr
+    assert (models / "widget" / "model.onnx").is_file()
+    assert not (models / "gadget" / "model.onnx").exists()
+    metadata = json.loads((models / "widget" / "model.onnx.json").read_text())
+    threshold = json.loads((models / "widget" / "threshold.json").read_text())
+    metrics = json.loads(
+        (finished_project / "data" / "08_reporting" / "widget" / "metrics.json").read_text()
+    )
+    assert metadata["category"] == "widget"
+    assert metadata["threshold"] == pytest.approx(threshold["threshold"])
+    assert metadata["score_method"] == metrics["score_method"]
+
+    assert "Opened the ONNX model" in logs["onnx"]
+    assert "Opened the ONNX model" not in logs["torch"]
+    torch_predictions, torch_patches = runs["torch"]
+    onnx_predictions, onnx_patches = runs["onnx"]
+    assert sorted(torch_predictions["image_path"]) == sorted(str(path) for path in written)
+    assert list(onnx_predictions["image_path"]) == list(torch_predictions["image_path"])
+    np.testing.assert_allclose(
+        onnx_predictions["image_score"], torch_predictions["image_score"], atol=1e-4
+    )
+    np.testing.assert_allclose(onnx_patches["patch_score"], torch_patches["patch_score"], atol=1e-4)
+    assert list(onnx_predictions["decision"]) == list(torch_predictions["decision"])

@@ -8,6 +8,7 @@ project produces and go through :func:`grdnet_kedro.atomic.atomic_path`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,43 @@ class FigureDataset(_LocalFileDataset):
         with atomic_open(self.filepath, "wb") as handle:
             data.savefig(handle, format="png", **self.save_args)
         plt.close(data)
+
+
+class BytesDataset(_LocalFileDataset):
+    """A binary file such as an ONNX model, saved from and loaded as ``bytes``.
+
+    With ``lazy: true`` :meth:`load` returns a function that reads the file when called,
+    as ``PartitionedDataset`` does for its partitions. A node that needs the file in some
+    runs only (``infer`` with ``infer.runtime: onnx``) then runs without it otherwise.
+    """
+
+    def __init__(
+        self,
+        filepath: str,
+        lazy: bool = False,
+        missing_hint: str | None = None,
+        metadata: Any = None,
+    ) -> None:
+        super().__init__(filepath, missing_hint=missing_hint, metadata=metadata)
+        self.lazy = lazy
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self.filepath), "lazy": self.lazy}
+
+    def load(self) -> bytes | Callable[[], bytes]:
+        """Read the bytes, or return a function that reads them when ``lazy``."""
+        if self.lazy:
+            return self._read
+        return self._read()
+
+    def _read(self) -> bytes:
+        self._require_file()
+        return self.filepath.read_bytes()
+
+    def save(self, data: bytes) -> None:
+        """Write the bytes atomically."""
+        with atomic_open(self.filepath, "wb") as handle:
+            handle.write(data)
 
 
 class TorchCheckpointDataset(_LocalFileDataset):

@@ -98,7 +98,8 @@ class TrackingHook:
         self.context = context
 
     def _settings(self) -> dict[str, Any]:
-        assert self.context is not None
+        if self.context is None:
+            return {}
         try:
             settings = dict(self.context.config_loader["mlflow"])
         except (MissingConfigException, KeyError):

@@ -9,6 +9,7 @@ from kedro.pipeline import Pipeline
 from grdnet_kedro.categories import load_data_params, resolve_categories
 from grdnet_kedro.pipelines.calibrate.pipeline import create_pipeline as create_calibrate
 from grdnet_kedro.pipelines.evaluate.pipeline import create_pipeline as create_evaluate
+from grdnet_kedro.pipelines.export.pipeline import create_pipeline as create_export
 from grdnet_kedro.pipelines.infer.pipeline import create_pipeline as create_infer
 from grdnet_kedro.pipelines.ingest_mvtec.pipeline import create_pipeline as create_ingest
 from grdnet_kedro.pipelines.perturb.pipeline import create_pipeline as create_perturb
@@ -28,6 +29,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "evaluate": create_evaluate(categories),
         "report": create_report(categories),
         "infer": create_infer(categories),
+        "export": create_export(categories),
     }
     benchmark = sum(
         (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-import subprocess
+import subprocess  # nosec B404
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,26 +43,22 @@ def flatten_parameters(tree: Mapping[str, Any], prefix: str = "") -> dict[str, s
 
 def git_commit(project_path: Path) -> str:
     """Return the current git commit (with ``-dirty`` when files changed), or ``unknown``."""
+    # git is taken from PATH and gets fixed arguments only, so no user input reaches it.
+    options: dict[str, Any] = {
+        "cwd": project_path,
+        "capture_output": True,
+        "text": True,
+        "check": True,
+        "timeout": 10,
+    }
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=project_path,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=project_path,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], **options)  # nosec B603 B607
+        status_command = ["git", "status", "--porcelain", "--untracked-files=no"]
+        status = subprocess.run(status_command, **options)  # nosec B603
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return f"{commit}-dirty" if status else commit
+    revision = commit.stdout.strip()
+    return f"{revision}-dirty" if status.stdout.strip() else revision
 
 
 class RunTracker:

@@ -30,10 +30,13 @@ TINY_PARAMETERS: dict[str, Any] = {
         "base_features": 4,
         "stages": [1, 1],
         "latent_dim": 8,
+        "use_segmentator": True,
         "segmentator_base_features": 4,
     },
+    # The full GRD-Net losses (conf/base uses the SN ones).
+    "loss": {"noise_weight": 0.0, "contextual_base": "l1", "contextual_base_weight": 1.0},
     "training": {"epochs": 2, "batch_size": 4, "preview_every": 1},
-    "inference": {"smoothing_kernel": 3, "batch_size": 8},
+    "inference": {"smoothing_kernel": 3, "batch_size": 8, "image_score": "map_max"},
     "runtime": {"progress": False, "device": "cpu", "num_threads": 1},
 }
 

@@ -241,8 +241,11 @@ def fit(
             roi = masks_to_tensor(train_rois[index.numpy()], device)
             x, roi_augmented = augment(x, augmentation, generator=generator, extra=roi)
             patches = extract_patches(x, settings.patch_size, settings.stride)
-            assert roi_augmented is not None
-            roi_patches = extract_patches(roi_augmented, settings.patch_size, settings.stride)
+            roi_patches = extract_patches(
+                roi if roi_augmented is None else roi_augmented,
+                settings.patch_size,
+                settings.stride,
+            )
             batch = perturber(patches.contiguous(memory_format=memory_format), generator=generator)
             try:
                 losses = train_step(

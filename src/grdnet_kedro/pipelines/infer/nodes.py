@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +12,15 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from grdnet_kedro.config import ParameterError, validate_parameters
+from grdnet_kedro.config import ParameterError, Parameters, validate_parameters
 from grdnet_kedro.data.cache import build_cache
 from grdnet_kedro.data.folder import index_folder
 from grdnet_kedro.data.images import load_image
 from grdnet_kedro.evaluation.patches import resize_map
 from grdnet_kedro.evaluation.scoring import image_decisions
+from grdnet_kedro.export import OnnxScorer, check_onnx_model
 from grdnet_kedro.factory import load_trained_networks, scoring_settings_from
-from grdnet_kedro.inference import score_images
+from grdnet_kedro.inference import ImageScoring, score_images
 from grdnet_kedro.reporting.plots import heatmap_overlays
 from grdnet_kedro.training.device import resolve_device
 
@@ -29,10 +31,17 @@ def infer_folder(
     model: dict[str, Any],
     threshold: dict[str, Any],
     parameters: dict[str, Any],
+    onnx_model: bytes | Callable[[], bytes],
     *,
     category: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame, Figure]:
-    """Score every image below ``infer.input_dir``; return predictions and overlays."""
+    """Score every image below ``infer.input_dir``; return predictions and overlays.
+
+    ``infer.runtime: torch`` scores with the checkpoint ``model``. ``infer.runtime: onnx``
+    scores with ``onnx_model``, the exported model's bytes or a function that reads them,
+    which only this runtime calls. It first checks that the model was exported from
+    ``model`` with the current scoring parameters.
+    """
     params = validate_parameters(parameters)
     if not params.infer.input_dir:
         raise ParameterError(
@@ -53,24 +62,26 @@ def infer_folder(
     )
     manifest = manifest.iloc[cache["row_index"]].reset_index(drop=True)
     device = resolve_device(params.runtime.device)
-    networks = load_trained_networks(model, params, device)
-    settings = scoring_settings_from(params)
     logger.info(
-        "Scoring %d image(s) of %s with the '%s' model on %s",
+        "Scoring %d image(s) of %s with the '%s' model (%s runtime)",
         len(manifest),
         params.infer.input_dir,
         category,
-        device,
+        params.infer.runtime,
     )
-    result = score_images(
-        networks,
-        cache["images"],
-        None,
-        settings,
-        device=device,
-        progress=params.runtime.progress,
-        description=f"infer {category}",
-    )
+    if params.infer.runtime == "onnx":
+        result = _score_with_onnx(cache["images"], model, onnx_model, params, device, category)
+    else:
+        networks = load_trained_networks(model, params, device)
+        result = score_images(
+            networks,
+            cache["images"],
+            None,
+            scoring_settings_from(params),
+            device=device,
+            progress=params.runtime.progress,
+            description=f"infer {category}",
+        )
 
     value = float(threshold["threshold"])
     patches_per_image = len(result.patch_origins)
@@ -115,6 +126,32 @@ def infer_folder(
         predictions, result.anomaly_maps, params.data.channels, params.report.heatmaps
     )
     return predictions, patch_predictions, overlays
+
+
+def _score_with_onnx(
+    images: np.ndarray,
+    model: dict[str, Any],
+    onnx_model: bytes | Callable[[], bytes],
+    params: Parameters,
+    device: torch.device,
+    category: str,
+) -> ImageScoring:
+    """Score uint8 images ``(N, H, W, C)`` with the exported ONNX model in ONNX Runtime."""
+    settings = scoring_settings_from(params)
+    model_bytes = onnx_model() if callable(onnx_model) else onnx_model
+    scorer = OnnxScorer(model_bytes, device=device, threads=params.runtime.num_threads)
+    check_onnx_model(scorer.metadata, settings, params.data.channels, model, category=category)
+    # ONNX Runtime copies inputs to its own device, so patches are cut on the CPU.
+    return score_images(
+        None,
+        images,
+        None,
+        settings,
+        device=torch.device("cpu"),
+        progress=params.runtime.progress,
+        description=f"infer {category} (onnx)",
+        patch_scorer=scorer,
+    )
 
 
 def _overlays_at_original_size(

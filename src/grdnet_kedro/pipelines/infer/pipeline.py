@@ -13,7 +13,7 @@ def _template(category: str) -> Pipeline:
         [
             Node(
                 bind_category(infer_folder, category),
-                inputs=["model", "threshold", "parameters"],
+                inputs=["model", "threshold", "parameters", "onnx_model"],
                 outputs=["infer_predictions", "infer_patch_predictions", "infer_overlays"],
                 name="infer_folder",
             )
