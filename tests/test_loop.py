@@ -163,3 +163,22 @@ def test_nan_loss_skipped_when_allowed(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(loop, "train_step", flaky_step)
     result = train(1, tmp_path, nonfinite_policy="skip", max_skipped_steps=2)
     assert result.history["skipped_steps"].tolist() == [1]
+
+
+def test_trained_model_of_other_size_rejected(tmp_path: Path) -> None:
+    from grdnet_kedro.factory import load_trained_networks
+    from grdnet_kedro.training.checkpoint import build_checkpoint
+
+    result = train(1, tmp_path)
+    params = validate_parameters(PARAMETERS)
+    checkpoint = build_checkpoint(
+        states=result.best_state, optimizers=None, epoch=1, metadata=checkpoint_metadata(params)
+    )
+    wider = validate_parameters(
+        {**PARAMETERS, "model": {**PARAMETERS["model"], "base_features": 8}}
+    )
+
+    networks = load_trained_networks(checkpoint, params, torch.device("cpu"))
+    assert not networks.generator.training
+    with pytest.raises(CheckpointError, match="base_features: checkpoint 4, parameters 8"):
+        load_trained_networks(checkpoint, wider, torch.device("cpu"))

@@ -37,6 +37,7 @@ from grdnet_kedro.atomic import atomic_path
 from grdnet_kedro.evaluation.scoring import score_segmentation
 from grdnet_kedro.inference import ScoringSettings
 from grdnet_kedro.losses.ssim import effective_window_size, gaussian_window_1d
+from grdnet_kedro.training.checkpoint import metadata_differences
 from grdnet_kedro.training.step import Networks
 
 logger = logging.getLogger(__name__)
@@ -496,11 +497,9 @@ def check_onnx_model(
     expected = scoring_signature(settings, channels)
     if checkpoint is not None:
         expected["checkpoint_sha256"] = checkpoint_fingerprint(checkpoint)
-    differences = [
-        f"{key}: ONNX model {metadata.get(key)!r}, current {value!r}"
-        for key, value in expected.items()
-        if metadata.get(key) != value
-    ]
+    differences = metadata_differences(
+        metadata, expected, found_label="ONNX model", expected_label="current"
+    )
     if differences:
         raise OnnxModelMismatchError(
             "The ONNX model does not match the current parameters or trained model ("

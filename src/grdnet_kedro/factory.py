@@ -18,7 +18,7 @@ from grdnet_kedro.config import (
 from grdnet_kedro.inference import ScoringSettings
 from grdnet_kedro.models import Discriminator, Generator, SegmentationUNet, count_parameters
 from grdnet_kedro.perturbation import AugmentConfig, PerturbationConfig
-from grdnet_kedro.training.checkpoint import CheckpointError, restore
+from grdnet_kedro.training.checkpoint import CheckpointError, metadata_differences, restore
 from grdnet_kedro.training.device import place_networks
 from grdnet_kedro.training.step import LossWeights, Networks
 
@@ -121,13 +121,9 @@ def load_trained_networks(
     checkpoint: Mapping[str, Any], parameters: Parameters, device: torch.device
 ) -> Networks:
     """Build the networks of ``parameters`` and load a trained checkpoint into them."""
-    expected = checkpoint_metadata(parameters)
-    found = checkpoint.get("metadata", {})
-    differences = [
-        f"{key}: checkpoint {found.get(key)!r}, parameters {value!r}"
-        for key, value in expected.items()
-        if found.get(key) != value
-    ]
+    differences = metadata_differences(
+        checkpoint.get("metadata", {}), checkpoint_metadata(parameters), expected_label="parameters"
+    )
     if differences:
         raise CheckpointError(
             "The trained model does not match the current parameters ("

@@ -154,13 +154,28 @@ def save_checkpoint(
     logger.info("Saved checkpoint of epoch %d to %s", epoch, path)
 
 
-def _metadata_differences(found: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+def metadata_differences(
+    found: Mapping[str, Any],
+    expected: Mapping[str, Any],
+    *,
+    found_label: str = "checkpoint",
+    expected_label: str = "expected",
+) -> list[str]:
+    """List ``key: <found_label> value, <expected_label> value`` for each differing key.
+
+    Keys of ``expected`` that ``found`` lacks are listed as missing; extra keys in
+    ``found`` are ignored.
+    """
     differences = []
     for key in sorted(expected):
         if key not in found:
-            differences.append(f"{key}: missing in checkpoint, expected {expected[key]!r}")
+            differences.append(
+                f"{key}: missing in {found_label}, {expected_label} {expected[key]!r}"
+            )
         elif found[key] != expected[key]:
-            differences.append(f"{key}: checkpoint {found[key]!r}, expected {expected[key]!r}")
+            differences.append(
+                f"{key}: {found_label} {found[key]!r}, {expected_label} {expected[key]!r}"
+            )
     return differences
 
 
@@ -228,7 +243,7 @@ def load_checkpoint(
 
     if expected_metadata is not None:
         expected = _json_like(expected_metadata, where="expected_metadata")
-        differences = _metadata_differences(checkpoint["metadata"], expected)
+        differences = metadata_differences(checkpoint["metadata"], expected)
         if differences:
             raise CheckpointError(
                 f"Checkpoint file {path} was trained with a different architecture: "
