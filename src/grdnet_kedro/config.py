@@ -39,7 +39,7 @@ class _Group(BaseModel):
 
 
 class DataParams(_Group):
-    """Where the images come from and how they are decoded."""
+    """Image source (ELPV or an MVTec-style folder), size, channels and decoding options."""
 
     source: Literal["elpv", "mvtec"] = "elpv"
     root: str | None = None
@@ -233,7 +233,7 @@ class ValidationParams(_Group):
 
 
 class InferenceParams(_Group):
-    """How patch maps become scores and decisions."""
+    """Scoring of patch maps, image scores and the decision rule."""
 
     score: Literal["auto", "ssim", "segmentation"] = "auto"
     smoothing_kernel: Annotated[int, Field(ge=1)] = 21

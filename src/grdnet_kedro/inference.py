@@ -36,7 +36,7 @@ def masks_to_tensor(masks: np.ndarray, device: torch.device | str = "cpu") -> Te
 
 @dataclass
 class ScoringSettings:
-    """How patches are cut and scored; built from the model and inference parameters."""
+    """Patch cutting and scoring settings, built from the model and inference parameters."""
 
     patch_size: tuple[int, int]
     stride: tuple[int, int]

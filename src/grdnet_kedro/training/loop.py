@@ -2,7 +2,7 @@
 
 Each epoch shuffles the good training images, augments them (train-only geometry), cuts
 patches, perturbs the patches and runs one :func:`train_step` per batch. After an epoch the
-held-out validation set (good images and their synthetic defects) is scored; the epoch with
+held-out validation set (good images and their synthetic defects) is scored. The epoch with
 the best validation AUROC is kept as the model. ``last.pt`` (networks, optimizers, history
 and random state) is written atomically every ``checkpoint_every`` epochs, so a killed run
 restarted with the same settings continues where it stopped and ends with the same result.

@@ -188,10 +188,10 @@ def original_size_masks_and_maps(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Return ground-truth masks and anomaly maps at each image's original size.
 
-    Masks are decoded again from their files (nearest, binarised, resized to the image when
-    their size differs); good images without a mask file get an all-zero mask. Maps are
-    resized bilinearly from the cache size, so pixel metrics are measured where the
-    ground truth was drawn.
+    Masks are decoded again from their files (nearest, binarised) and resized to the image
+    when their size differs. Good images without a mask file get an all-zero mask. Maps are
+    resized bilinearly from the cache size, so pixel metrics are measured where the ground
+    truth was drawn.
     """
     masks, resized = [], []
     for (_, row), anomaly_map in zip(images.iterrows(), maps, strict=True):

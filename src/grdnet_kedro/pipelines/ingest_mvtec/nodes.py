@@ -24,6 +24,7 @@ def ingest_category(
     """Index one category into a manifest and decode its images into a uint8 cache."""
     data_params = parse_group(DataParams, data, "data")
     runtime_params = parse_group(RuntimeParams, runtime, "runtime")
+
     if data_params.source == "elpv":
         if category not in ELPV_CATEGORIES:
             raise ValueError(
@@ -43,6 +44,7 @@ def ingest_category(
         validation_fraction=data_params.validation_fraction,
         seed=data_params.split_seed,
     )
+
     cache = build_cache(
         manifest,
         image_size=data_params.image_hw,
@@ -54,6 +56,7 @@ def ingest_category(
     # Rows whose files could not be decoded (data.skip_unreadable) are not in the cache.
     manifest = manifest.iloc[cache["row_index"]].reset_index(drop=True)
     cache["row_index"] = np.arange(len(manifest))
+
     counts = manifest.groupby(["subset", "label"]).size().to_dict()
     logger.info(
         "Category '%s': %d images (train %d, validation %d, test good %d, test defective %d)",

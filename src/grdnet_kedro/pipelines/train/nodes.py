@@ -40,6 +40,7 @@ def train_model(
 ) -> tuple[dict[str, Any], pd.DataFrame, Figure]:
     """Train one category on its good images; return the best checkpoint, history, previews."""
     params = validate_parameters(parameters)
+
     device = resolve_device(params.runtime.device)
     generator = seed_everything(params.runtime.seed, params.runtime.deterministic)
     networks = build_networks(params.model, params.data.channels)
@@ -54,9 +55,11 @@ def train_model(
         enabled=params.runtime.mixed_precision,
         dtype=params.runtime.mixed_precision_dtype,
     )
+
     rows = subset_rows(manifest, "train")
     if rows.size == 0:
         raise ValueError(f"Category '{category}' has no training image left after the split")
+
     settings = LoopSettings(
         epochs=params.training.epochs,
         batch_size=params.training.batch_size,
@@ -76,6 +79,7 @@ def train_model(
         progress=params.runtime.progress,
         preview_samples=params.report.preview_samples,
     )
+
     metadata = checkpoint_metadata(params)
     logger.info(
         "Training '%s' on %d good images for %d epochs (batch %d images) on %s",
@@ -106,6 +110,7 @@ def train_model(
         checkpoint_dir=Path(params.training.checkpoint_dir) / category,
         metadata=metadata,
     )
+
     checkpoint = build_checkpoint(
         states=result.best_state,
         optimizers=None,
