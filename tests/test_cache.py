@@ -267,3 +267,28 @@ def test_invalid_arguments(
 
     with pytest.raises(DataError, match=match):
         build_cache(manifest, image_size=image_size, channels=channels, progress=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_mixed_gray_and_rgb_category(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, channels: int
+) -> None:
+    gray = [_constant_png(tmp_path / f"gray{index}.png", 100) for index in range(2)]
+    rgb = []
+    for index in range(3):
+        path = tmp_path / f"rgb{index}.png"
+        Image.fromarray(np.full((8, 8, 3), (100, 100, 100), dtype=np.uint8)).save(path)
+        rgb.append(path)
+    manifest = make_manifest([_row(path) for path in [*gray, *rgb]])
+
+    with caplog.at_level(logging.INFO, logger="grdnet_kedro.data"):
+        cache = build_cache(manifest, image_size=(8, 8), channels=channels, progress=False)
+
+    assert cache["images"].shape == (5, 8, 8, channels)
+    assert (cache["images"] == 100).all()
+    converted = 3 if channels == 1 else 2
+    summaries = [
+        record.getMessage() for record in caplog.records if "converted" in record.getMessage()
+    ]
+    assert len(summaries) == 1
+    assert f"{converted} image(s)" in summaries[0]
