@@ -122,6 +122,12 @@ def test_rerun_one_node_uses_persisted_inputs(finished_project: Path) -> None:
     assert "train_model" not in result.stdout + result.stderr
     assert model_path.stat().st_mtime_ns == model_mtime
     assert json.loads(metrics_path.read_text()) == before
+    client = MlflowClient(f"sqlite:///{finished_project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("grdnet-kedro")
+    assert experiment is not None
+    latest = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])[0]
+    assert latest.data.tags["kedro.node_names"] == "widget.evaluate_predictions"
+    assert latest.data.tags["kedro.namespaces"] == "widget"
 
 
 def test_sn_profile_runs_end_to_end(tmp_path: Path) -> None:

@@ -370,7 +370,7 @@ def validate_parameters(raw: Mapping[str, Any]) -> Parameters:
         raise ParameterError(
             "Invalid parameters:\n" + format_validation_error(error) + "\n"
             "Fix them in conf/<env>/parameters_*.yml or in the --params override."
-        ) from error
+        ) from None
 
 
 def parse_group(model: type[GroupT], raw: Mapping[str, Any], name: str) -> GroupT:
@@ -381,4 +381,4 @@ def parse_group(model: type[GroupT], raw: Mapping[str, Any], name: str) -> Group
         raise ParameterError(
             f"Invalid parameters in group '{name}':\n"
             + format_validation_error(error, prefix=f"{name}.")
-        ) from error
+        ) from None

@@ -145,8 +145,11 @@ class TrackingHook:
             "seed": str(parameters.runtime.seed),
             "deterministic": str(parameters.runtime.deterministic),
         }
-        if run_params.get("node_names"):
-            tags["kedro.nodes"] = ",".join(run_params["node_names"])
+        for key in ("node_names", "namespaces", "tags", "from_nodes", "to_nodes"):
+            if run_params.get(key):
+                tags[f"kedro.{key}"] = ",".join(str(item) for item in run_params[key])
+        if run_params.get("runtime_params"):
+            tags["kedro.runtime_params"] = str(run_params["runtime_params"])[:5000]
         run_name = f"{parameters.profile}-{'+'.join(pipeline_names)}"
         self.tracker.start(run_name, tags)
         flat = flatten_parameters(parameters.model_dump(mode="json"))

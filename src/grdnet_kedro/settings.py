@@ -1,8 +1,13 @@
 """Kedro project settings."""
 
+import os
+
 from kedro.config import OmegaConfigLoader
 
 from grdnet_kedro.hooks import ParameterValidationHook, TrackingHook
+
+# MLflow's usage telemetry is off unless the user opts in (the Kedro side is `.telemetry`).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 HOOKS = (ParameterValidationHook(), TrackingHook())
 

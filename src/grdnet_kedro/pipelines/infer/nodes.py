@@ -46,7 +46,7 @@ def infer_folder(
     if not params.infer.input_dir:
         raise ParameterError(
             "infer.input_dir is not set: run "
-            f"`kedro run --pipeline=infer --namespaces={category} "
+            f"`kedro run --pipelines=infer --namespaces={category} "
             "--params=infer.input_dir=<folder>`"
         )
     manifest = index_folder(
@@ -102,6 +102,7 @@ def infer_folder(
             "decision": decision.numpy().astype(int),
             "anomalous_patch_share": share.numpy(),
             "threshold": value,
+            "runtime": params.infer.runtime,
         }
     )
     origins = np.array(result.patch_origins * len(manifest))
@@ -122,8 +123,15 @@ def infer_folder(
         len(predictions),
         value,
     )
+    shown = min(max(params.report.heatmaps, 1), len(predictions))
+    logger.info(
+        "The overlay figure shows the %d highest-scored of %d image(s) (report.heatmaps); "
+        "every score is in the predictions table",
+        shown,
+        len(predictions),
+    )
     overlays = _overlays_at_original_size(
-        predictions, result.anomaly_maps, params.data.channels, params.report.heatmaps
+        predictions, result.anomaly_maps, params.data.channels, shown
     )
     return predictions, patch_predictions, overlays
 
@@ -158,7 +166,7 @@ def _overlays_at_original_size(
     predictions: pd.DataFrame, maps: np.ndarray, channels: int, count: int
 ) -> Figure:
     """Overlay the maps of the highest-scored images, resized to each original image size."""
-    order = np.argsort(-predictions["image_score"].to_numpy(), kind="stable")[: max(count, 1)]
+    order = np.argsort(-predictions["image_score"].to_numpy(), kind="stable")[:count]
     images, resized, titles = [], [], []
     for position in order:
         row = predictions.iloc[position]
