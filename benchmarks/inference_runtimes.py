@@ -3,15 +3,12 @@
 Builds the networks of a parameter folder (default ``conf/base``, the quick CPU profile)
 with random weights, exports the scoring graph to ONNX in memory, and times
 :func:`grdnet_kedro.inference.score_images` on one batch of random uint8 images with
-three patch scorers:
+two patch scorers:
 
-* ``torch eager``: the default torch path (the generator, then the scoring function),
-  as the ``evaluate`` and ``infer`` pipelines run it;
-* ``torch eager, x_hat only``: the same, without the generator's second encoder pass
-  (the latent code of the reconstruction, which scoring does not use). The exported
-  graph drops that pass too, so this row does the same work as the ONNX model;
+* ``torch eager``: the default torch path (the generator's reconstruction, then the
+  scoring function), as the ``evaluate`` and ``infer`` pipelines run it;
 * ``onnxruntime``: the exported model in an ONNX Runtime CPU session (graph optimisation
-  level ALL).
+  level ALL). It does the same work as the torch path.
 
 Each scorer gets ``--warmup`` untimed calls, then ``--repeats`` timed calls. Random
 weights and images cost the same as trained ones, since no layer depends on the values.
@@ -37,7 +34,6 @@ import torch
 import yaml
 
 from grdnet_kedro.config import Parameters, validate_parameters
-from grdnet_kedro.evaluation.scoring import score_reconstruction, score_segmentation
 from grdnet_kedro.export import OnnxScorer, build_onnx_model
 from grdnet_kedro.factory import build_networks, scoring_settings_from
 from grdnet_kedro.inference import PatchScorer, ScoringSettings, score_images
@@ -85,24 +81,6 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
-
-
-def score_without_second_pass(
-    networks: Networks, patches: torch.Tensor, settings: ScoringSettings
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Score patches like ``score_images`` but compute only the reconstruction ``x_hat``."""
-    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
-    patches = patches.contiguous(memory_format=memory_format)
-    generator: Any = networks.generator
-    latent = generator.latent_head(generator.input_encoder(patches))
-    reconstruction = generator.decoder(generator.latent_inverse(latent))
-    if settings.method == "segmentation":
-        assert networks.segmentator is not None
-        logits = networks.segmentator(torch.cat([patches, reconstruction], dim=1))
-        scored = score_segmentation(logits, None, smoothing_kernel=settings.smoothing_kernel)
-    else:
-        scored = score_reconstruction(patches, reconstruction, window_size=settings.ssim_window)
-    return scored.scores, scored.maps
 
 
 def time_scoring(
@@ -155,12 +133,8 @@ def main() -> None:
         threads=arguments.threads,
     )
 
-    def reconstruction_only(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return score_without_second_pass(networks, patches, settings)
-
     backends: list[tuple[str, Networks | None, PatchScorer | None]] = [
         ("torch eager", networks, None),
-        ("torch eager, x_hat only", None, reconstruction_only),
         ("onnxruntime", None, scorer),
     ]
     rates = {

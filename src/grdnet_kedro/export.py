@@ -37,6 +37,7 @@ from grdnet_kedro.atomic import atomic_path
 from grdnet_kedro.evaluation.scoring import score_segmentation
 from grdnet_kedro.inference import ScoringSettings
 from grdnet_kedro.losses.ssim import effective_window_size, gaussian_window_1d
+from grdnet_kedro.models.generator import reconstruct
 from grdnet_kedro.training.checkpoint import metadata_differences
 from grdnet_kedro.training.step import Networks
 
@@ -166,7 +167,7 @@ class ScoringGraph(nn.Module):
             Scores are in ``[0, 2]`` (SSIM) or ``[0, 1]`` (segmentation), maps in
             ``[0, 1]``; higher is more anomalous.
         """
-        _, reconstruction, _ = self.generator(patches)
+        reconstruction = reconstruct(self.generator, patches)
 
         if self.ssim is None:
             if self.segmentator is None:

@@ -18,6 +18,7 @@ from grdnet_kedro.evaluation.scoring import (
     score_reconstruction,
     score_segmentation,
 )
+from grdnet_kedro.models.generator import reconstruct
 from grdnet_kedro.training.step import Networks
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def _score_with_networks(
     """Score patches ``(N, C, ph, pw)`` with the generator and, for segmentation, the U-Net."""
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     patches = patches.contiguous(memory_format=memory_format)
-    _, reconstruction, _ = networks.generator(patches)
+    reconstruction = reconstruct(networks.generator, patches)
 
     if settings.method == "segmentation":
         if networks.segmentator is None:
