@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 
 from grdnet_kedro.models import Discriminator, Generator, SegmentationUNet, count_parameters
+from grdnet_kedro.models.generator import reconstruct
 from grdnet_kedro.perturbation import PerturbationConfig, PerturbedBatch, Perturber
 from grdnet_kedro.training import (
     LossWeights,
@@ -196,7 +197,7 @@ def main() -> None:
 
     def infer() -> None:
         with torch.inference_mode(), precision.autocast():
-            _, x_hat, _ = networks.generator(batch.x)
+            x_hat = reconstruct(networks.generator, batch.x)
             if networks.segmentator is not None:
                 networks.segmentator(torch.cat([batch.x, x_hat], dim=1))
 
