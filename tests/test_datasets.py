@@ -97,3 +97,27 @@ def test_checkpoint_dataset_rejects_bare_tensor(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="contains a Tensor, not a checkpoint") as raised:
         TorchCheckpointDataset(str(path)).load()
     assert isinstance(raised.value.__cause__, CheckpointError)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "command"),
+    [
+        ("mono.model", "kedro run --pipelines=train --namespaces=mono"),
+        ("mono.threshold", "kedro run --namespaces=mono"),
+        ("mono.manifest", "kedro run --pipelines=ingest_mvtec --namespaces=mono"),
+    ],
+)
+def test_catalog_missing_output_names_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset: str, command: str
+) -> None:
+    import yaml
+    from kedro.io import DataCatalog
+
+    config = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "conf" / "base" / "catalog.yml").read_text()
+    )
+    monkeypatch.chdir(tmp_path)
+    catalog = DataCatalog.from_config(config)
+
+    with pytest.raises(DatasetError, match=command):
+        catalog.load(dataset)
