@@ -47,7 +47,12 @@ def make_images(count: int, seed: int) -> np.ndarray:
 
 
 def train(
-    epochs: int, checkpoint_dir: Path, *, resume: bool = True, **overrides: object
+    epochs: int,
+    checkpoint_dir: Path,
+    *,
+    resume: bool = True,
+    run_settings: dict[str, object] | None = None,
+    **overrides: object,
 ) -> FitResult:
     params = validate_parameters(PARAMETERS)
     generator = seed_everything(params.runtime.seed, deterministic=True)
@@ -85,6 +90,7 @@ def train(
         precision=MixedPrecision.disabled(),
         checkpoint_dir=checkpoint_dir,
         metadata=checkpoint_metadata(params),
+        run_settings=run_settings,
     )
 
 
@@ -182,3 +188,16 @@ def test_trained_model_of_other_size_rejected(tmp_path: Path) -> None:
     assert not networks.generator.training
     with pytest.raises(CheckpointError, match="base_features: checkpoint 4, parameters 8"):
         load_trained_networks(checkpoint, wider, torch.device("cpu"))
+
+
+def test_resume_rejects_changed_settings(tmp_path: Path) -> None:
+    train(1, tmp_path, run_settings={"optimizer": {"learning_rate": 0.001}})
+    with pytest.raises(CheckpointError, match=r"optimizer: last\.pt .* parameters"):
+        train(2, tmp_path, run_settings={"optimizer": {"learning_rate": 0.002}})
+
+
+def test_resume_extends_finished_run(tmp_path: Path) -> None:
+    settings = {"optimizer": {"learning_rate": 0.001}}
+    train(1, tmp_path, run_settings=settings)
+    result = train(2, tmp_path, run_settings=settings)
+    assert list(result.history["epoch"]) == [1, 2]

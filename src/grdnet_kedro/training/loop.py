@@ -11,6 +11,7 @@ restarted with the same settings continues where it stopped and ends with the sa
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import time
@@ -32,6 +33,7 @@ from grdnet_kedro.perturbation import AugmentConfig, Perturber, augment
 from grdnet_kedro.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
+    metadata_differences,
     restore,
     save_checkpoint,
 )
@@ -136,8 +138,10 @@ def _build_scheduler(
     ]
 
 
-def _load_training_state(path: Path, metadata: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Load ``last.pt`` when it exists; a file of another architecture is an error."""
+def _load_training_state(
+    path: Path, metadata: Mapping[str, Any], run_settings: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Load ``last.pt`` when it exists; another architecture or other settings are errors."""
     if not path.is_file():
         return None
     try:
@@ -151,6 +155,19 @@ def _load_training_state(path: Path, metadata: Mapping[str, Any]) -> dict[str, A
         raise CheckpointError(
             f"{path} holds no training state to resume from (no optimizers or random "
             f"state); delete it to start training from scratch"
+        )
+    differences = metadata_differences(
+        state["extra"].get("run_settings", {}),
+        json.loads(json.dumps(dict(run_settings))),
+        found_label="last.pt",
+        expected_label="parameters",
+    )
+    if differences:
+        raise CheckpointError(
+            f"Cannot resume from {path}: it was trained with other settings ("
+            + "; ".join(differences)
+            + "). Restore those parameters to continue it, or set training.resume: false "
+            "to train from scratch (last.pt is then replaced after the first epoch)."
         )
     return state
 
@@ -172,12 +189,16 @@ def fit(
     precision: MixedPrecision,
     checkpoint_dir: Path,
     metadata: Mapping[str, Any],
+    run_settings: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Train the networks on good images ``(N, H, W, C)`` uint8 with ROIs ``(N, H, W)``.
 
     ``generator`` drives every random draw (shuffling, augmentation, perturbation), so the
     same seed gives the same run. ``metadata`` is the architecture signature stored with the
     checkpoints; a ``last.pt`` of another architecture is rejected with a clear message.
+    ``run_settings`` (JSON values: data, loss, optimizer, perturbation, ...) is stored too,
+    and resuming with other values is rejected, so a changed setting never continues an old
+    run silently. The number of epochs may grow between runs.
     """
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     last_path = checkpoint_dir / "last.pt"
@@ -189,7 +210,7 @@ def fit(
     schedulers = _build_scheduler(optimizers, settings)
 
     if settings.resume:
-        state = _load_training_state(last_path, metadata)
+        state = _load_training_state(last_path, metadata, run_settings or {})
         if state is not None:
             start_epoch = restore(networks, optimizers, state)
             extra = state["extra"]
@@ -316,6 +337,7 @@ def fit(
                     "random_state": generator.get_state(),
                     "best_epoch": best_epoch,
                     "best_state": best_state,
+                    "run_settings": dict(run_settings or {}),
                 },
             )
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from grdnet_kedro.config import validate_parameters
+from grdnet_kedro.config import Parameters, validate_parameters
 from grdnet_kedro.data.splits import subset_rows
 from grdnet_kedro.factory import (
     augmentation_from,
@@ -28,6 +28,28 @@ from grdnet_kedro.training.loop import LoopSettings, ValidationData, fit
 from grdnet_kedro.training.step import MixedPrecision, build_optimizers
 
 logger = logging.getLogger(__name__)
+
+
+def resume_settings(params: Parameters) -> dict[str, Any]:
+    """Return the parameters a resumed run must share with the run it continues.
+
+    Everything that changes what is learned is included; the number of epochs and the
+    checkpoint, preview and validation cadence are not, so a finished run can be extended.
+    """
+    training = params.training.model_dump(
+        mode="json",
+        include={"batch_size", "steps_per_epoch", "nonfinite_policy", "max_skipped_steps"},
+    )
+    return {
+        "data": params.data.model_dump(mode="json", exclude={"categories"}),
+        "loss": params.loss.model_dump(mode="json"),
+        "optimizer": params.optimizer.model_dump(mode="json"),
+        "augmentation": params.augmentation.model_dump(mode="json"),
+        "perturbation": params.perturbation.model_dump(mode="json"),
+        "validation": params.validation.model_dump(mode="json"),
+        "training": training,
+        "seed": params.runtime.seed,
+    }
 
 
 def train_model(
@@ -109,6 +131,7 @@ def train_model(
         precision=precision,
         checkpoint_dir=Path(params.training.checkpoint_dir) / category,
         metadata=metadata,
+        run_settings=resume_settings(params),
     )
 
     checkpoint = build_checkpoint(
