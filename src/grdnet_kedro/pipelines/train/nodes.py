@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 def resume_settings(params: Parameters) -> dict[str, Any]:
     """Return the parameters a resumed run must share with the run it continues.
 
-    Everything that changes what is learned is included; the number of epochs and the
+    Everything that changes what is learned is included. The number of epochs and the
     checkpoint, preview and validation cadence are not, so a finished run can be extended.
     """
     training = params.training.model_dump(
