@@ -172,7 +172,8 @@ def test_unwritable_mlflow_store_keeps_outputs(finished_project: Path, tmp_path:
     assert str(blocked) in output
 
 
-# Tiny sizes for the paper profiles, given on the command line as a user would on a CPU.
+# Tiny sizes for the grdnet_2023 and deepindustrial_sn_2026 envs, given with --params as a
+# user would shrink them for a CPU smoke run.
 PAPER_PROFILE_OVERRIDES = ",".join(
     [
         "data.source=mvtec",

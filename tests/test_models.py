@@ -285,7 +285,7 @@ def test_unet_rejects_zero_width() -> None:
         SegmentationUNet(2, base_features=0)
 
 
-# --- parameter counts of the paper profiles -----------------------------------------------
+# --- parameter counts of the GRD-Net 2023 and DeepIndustrial-SN 2026 profiles ----------
 # Built on the meta device: the shapes are real, no memory is allocated and no init runs.
 # The exact counts follow from the block definitions. The approximate sizes are those of the
 # GRD-Net reference implementation for the same settings, and the counts must match within 1 %.

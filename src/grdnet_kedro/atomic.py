@@ -1,6 +1,6 @@
 """Atomic file writes: write to a temporary file beside the target, then rename.
 
-A reader (or a restarted run) therefore sees either the old file or the complete new
+A reader (or a restarted run) therefore reads either the old file or the complete new
 one, never a half-written file, even when the process is killed mid-write.
 """
 

@@ -25,7 +25,7 @@ _run_data_params: DataParams | None = None
 
 
 def set_run_data_params(data: DataParams | None) -> None:
-    """Record the validated ``data`` group of the current run (``None`` forgets it)."""
+    """Record the validated ``data`` group of the current run (``None`` clears it)."""
     global _run_data_params
     _run_data_params = data
 

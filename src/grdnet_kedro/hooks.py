@@ -84,7 +84,7 @@ def _dataset_filepath(catalog: DataCatalog, name: str) -> Path | None:
 
 
 class TrackingHook:
-    """One MLflow run per ``kedro run``; failures of the store are logged once, never raised."""
+    """One MLflow run per ``kedro run``; a store failure is logged once, then tracking stops."""
 
     def __init__(self) -> None:
         self.tracker: RunTracker | None = None

@@ -17,8 +17,8 @@ def assign_subsets(
 ) -> pd.DataFrame:
     """Add a ``subset`` column: ``train``, ``validation`` (held-out good) or ``test``.
 
-    A seeded random share of the ``train`` rows (at least one, while one is left to train
-    on) becomes ``validation``; test rows keep the test split.
+    A seeded random share of the ``train`` rows becomes ``validation``: at least one row,
+    while at least one is left to train on. Test rows keep the test split.
     """
     result = manifest.copy()
     result["subset"] = np.where(result["split"] == "test", "test", "train")

@@ -153,7 +153,7 @@ def _load_training_state(
         ) from error
     if state["optimizers"] is None or "random_state" not in state["extra"]:
         raise CheckpointError(
-            f"{path} holds no training state to resume from (no optimizers or random "
+            f"{path} contains no training state to resume from (no optimizers or random "
             f"state); delete it to start training from scratch"
         )
     differences = metadata_differences(

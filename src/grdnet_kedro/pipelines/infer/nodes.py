@@ -123,15 +123,15 @@ def infer_folder(
         len(predictions),
         value,
     )
-    shown = min(max(params.report.heatmaps, 1), len(predictions))
+    overlay_count = min(max(params.report.heatmaps, 1), len(predictions))
     logger.info(
         "The overlay figure shows the %d highest-scored of %d image(s) (report.heatmaps); "
         "every score is in the predictions table",
-        shown,
+        overlay_count,
         len(predictions),
     )
     overlays = _overlays_at_original_size(
-        predictions, result.anomaly_maps, params.data.channels, shown
+        predictions, result.anomaly_maps, params.data.channels, overlay_count
     )
     return predictions, patch_predictions, overlays
 
